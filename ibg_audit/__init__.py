@@ -1,0 +1,1 @@
+"""ibg-audit: operator toolkit for an Interactive Brokers Gateway."""

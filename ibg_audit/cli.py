@@ -1,0 +1,221 @@
+"""Command line: parse options, call the library, render, exit with the documented code.
+
+Kept thin on purpose: logic lives in the library modules, which raise typed errors (errors.py).
+Commands that do not talk to a gateway must not import ib_async (start-up time), so gateway
+modules are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EXIT_BAD_INPUT, IbgAuditError
+from .render import ROW_FORMATS, default_format, document_text, format_option, render_rows
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4002
+DEFAULT_CLIENT_ID = 9001
+DEFAULT_TIMEOUT = 10.0
+
+
+def default_db_path() -> Path:
+    """IBG_AUDIT_DB wins (tools/ wrappers set it to the project's data/audit.db); else per-user data dir."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "ibg-audit" / "audit.db"
+
+
+def handle_errors(fn):
+    """Library errors become one 'Error: ...' line and their exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except IbgAuditError as e:
+            click.echo(f"Error: {e.message}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+def connection_options(fn):
+    """--host/--port/--client-id/--timeout (with IBKR_* env vars) and --sim/--scenario."""
+    options = [
+        click.option("--host", envvar="IBKR_HOST", default=DEFAULT_HOST, show_default=True,
+                     help="Gateway host [env: IBKR_HOST]."),
+        click.option("--port", envvar="IBKR_PORT", type=click.IntRange(1, 65535), default=DEFAULT_PORT,
+                     show_default=True, help="Gateway API port [env: IBKR_PORT]; 4002 = paper IB Gateway."),
+        click.option("--client-id", envvar="IBKR_CLIENT_ID", type=click.IntRange(0, 2**31 - 2),
+                     default=DEFAULT_CLIENT_ID, show_default=True, help="API client id [env: IBKR_CLIENT_ID]."),
+        click.option("--client-id-tries", envvar="IBKR_CLIENT_ID_TRIES", type=click.IntRange(1, 20), default=3,
+                     show_default=True,
+                     help="When the client id is in use (IB error 326), try this many ids counting up "
+                          "[env: IBKR_CLIENT_ID_TRIES]."),
+        click.option("--timeout", envvar="IBKR_TIMEOUT", type=click.FloatRange(0.1, 600), default=DEFAULT_TIMEOUT,
+                     show_default=True, help="Seconds for the whole gateway conversation [env: IBKR_TIMEOUT]."),
+        click.option("--sim", is_flag=True,
+                     help="Run against the built-in simulated IB Gateway (in-process, ephemeral port)."),
+        click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Scenario file for --sim (default: the packaged paper-account scenario)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def store_options(fn):
+    fn = click.option("--no-record", is_flag=True, help="Do not record this call in the audit store.")(fn)
+    fn = click.option("--db", "db_path", envvar="IBG_AUDIT_DB", type=click.Path(path_type=Path),
+                      help="Audit store file [env: IBG_AUDIT_DB; default: ~/.local/share/ibg-audit/audit.db].")(fn)
+    return fn
+
+
+def read_store_option(fn):
+    return click.option("--db", "db_path", envvar="IBG_AUDIT_DB", type=click.Path(path_type=Path),
+                        help="Audit store file [env: IBG_AUDIT_DB].")(fn)
+
+
+def open_store_for(db_path: Path | None, *, create: bool = True):
+    from .store import open_store
+
+    return open_store(db_path or default_db_path(), create=create)
+
+
+@contextlib.contextmanager
+def gateway_endpoint(host, port, client_id, client_id_tries, timeout, sim, scenario):
+    """The Endpoint to talk to; with --sim, a simulated gateway runs on a background thread meanwhile."""
+    from .gateway import Endpoint, quiet_ib_async_logging
+
+    quiet_ib_async_logging()
+    if scenario and not sim:
+        raise click.UsageError("--scenario only applies with --sim")
+    if not sim:
+        yield Endpoint(host, port, client_id, timeout, client_id_tries)
+        return
+    from .sim import ScenarioError, load_scenario, start_in_thread
+
+    try:
+        loaded = load_scenario(scenario) if scenario else None
+    except ScenarioError as e:
+        raise click.BadParameter(str(e), param_hint="--scenario") from None
+    with start_in_thread(scenario=loaded, port=0) as gw:
+        yield Endpoint("127.0.0.1", gw.port, client_id, timeout, client_id_tries, simulated=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ibg-audit")
+def cli():
+    """ibg-audit: look at an IB Gateway, test order logic safely, and see what changed.
+
+    Every dump and smoke call prints one JSON document and is recorded in an SQLite audit store.
+    """
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["accounts", "positions", "orders", "account", "executions"]))
+@click.option("--all", "all_values", is_flag=True, help="account: every value the gateway sends, not only the key figures.")
+@click.option("--since", help="executions: only those at or after this ISO-8601 time (Z or offset; naive = UTC).")
+@click.option("--load", "load_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Record a document printed earlier by `dump` instead of asking the gateway.")
+@connection_options
+@store_options
+@handle_errors
+def dump(kind, all_values, since, load_file, host, port, client_id, client_id_tries, timeout, sim, scenario,
+         db_path, no_record):
+    """Print one JSON document with the gateway's KIND and record it.
+
+    KIND is accounts, positions, orders (every open order, all client ids), account (key figures; --all for
+    every value) or executions (--since ISO-8601). Connects read-only.
+    """
+    from .dumps import DumpRequest, finish, load_dump_file, parse_since, run_dump
+
+    if all_values and kind != "account":
+        raise click.UsageError("--all only applies to `dump account`")
+    if since is not None and kind != "executions":
+        raise click.UsageError("--since only applies to `dump executions`")
+    request = DumpRequest(kind, all_values=all_values, since=parse_since(since) if since is not None else None)
+    store = None if no_record else open_store_for(db_path)
+    try:
+        if load_file:
+            envelope, data = load_dump_file(load_file, kind)
+            doc, code = finish(envelope, data, store), 0
+        else:
+            with gateway_endpoint(host, port, client_id, client_id_tries, timeout, sim, scenario) as endpoint:
+                doc, code = run_dump(request, endpoint, store)
+    finally:
+        if store is not None:
+            store.close()
+    click.echo(document_text(doc), nl=False)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["accounts", "positions", "orders", "account", "executions", "smoke"]),
+              help="Only snapshots of this kind.")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="How many, newest first.")
+@format_option()
+@read_store_option
+@handle_errors
+def snapshots(kind, limit, fmt, db_path):
+    """List recorded snapshots, newest first."""
+    with open_store_for(db_path, create=False) as store:
+        rows = store.list_snapshots(kind=kind, limit=limit)
+    click.echo(render_rows(rows, fmt or default_format()), nl=False)
+
+
+@cli.command()
+@click.argument("snapshot_id", type=click.IntRange(1))
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True,
+              help="json: the document byte for byte as printed; table: its data items.")
+@read_store_option
+@handle_errors
+def show(snapshot_id, fmt, db_path):
+    """Print a recorded snapshot exactly as it was printed."""
+    with open_store_for(db_path, create=False) as store:
+        doc = store.load_document(snapshot_id)
+    if fmt == "json":
+        click.echo(document_text(doc), nl=False)
+    else:
+        data = doc.get("data")
+        click.echo(render_rows(data if isinstance(data, list) else [data], "table"), nl=False)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=4002, show_default=True,
+              help="Port to listen on (127.0.0.1); 0 picks a free one.")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scenario file (default: the packaged paper-account scenario).")
+@click.option("--fault", "faults", multiple=True,
+              help="Inject a fault (repeatable): refuse, no-handshake, drop-after:N, delay:MS, "
+                   "error:REQUEST:CODE, reject-orders, pacing, readonly.")
+@click.option("--readonly", is_flag=True, help="Behave like a gateway with 'Read-Only API' ticked (error 321).")
+def sim(port, scenario, faults, readonly):
+    """Run the simulated IB Gateway in the foreground (Ctrl-C stops it)."""
+    from .sim import ScenarioError, load_scenario, parse_fault, serve_forever
+
+    try:
+        loaded = load_scenario(scenario) if scenario else None
+    except ScenarioError as e:
+        raise click.BadParameter(str(e), param_hint="--scenario") from None
+    parsed = []
+    for spec in faults:
+        try:
+            parsed.append(parse_fault(spec))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--fault") from None
+    try:
+        serve_forever(port=port, scenario=loaded, faults=parsed, readonly=readonly, banner=sys.stderr)
+    except OSError as e:
+        click.echo(f"Error: cannot listen on 127.0.0.1:{port}: {e.strerror}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def dump_main():
+    """Entry point of tools/ibg_dump: `ibg-audit dump ...`."""
+    cli.main(args=["dump", *sys.argv[1:]], prog_name="ibg_dump")
