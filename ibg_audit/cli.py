@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import EXIT_BAD_INPUT, IbgAuditError
-from .render import ROW_FORMATS, default_format, document_text, format_option, render_rows
+from .errors import EXIT_BAD_INPUT, EXIT_CHANGES, IbgAuditError
+from .render import default_format, document_text, format_option, render_rows
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4002
@@ -123,11 +124,13 @@ def cli():
 @click.option("--since", help="executions: only those at or after this ISO-8601 time (Z or offset; naive = UTC).")
 @click.option("--load", "load_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Record a document printed earlier by `dump` instead of asking the gateway.")
+@click.option("--diff", "with_delta", is_flag=True,
+              help="Add a `delta` object: what changed since the previous snapshot of this kind and arguments.")
 @connection_options
 @store_options
 @handle_errors
-def dump(kind, all_values, since, load_file, host, port, client_id, client_id_tries, timeout, sim, scenario,
-         db_path, no_record):
+def dump(kind, all_values, since, load_file, with_delta, host, port, client_id, client_id_tries, timeout, sim,
+         scenario, db_path, no_record):
     """Print one JSON document with the gateway's KIND and record it.
 
     KIND is accounts, positions, orders (every open order, all client ids), account (key figures; --all for
@@ -140,14 +143,16 @@ def dump(kind, all_values, since, load_file, host, port, client_id, client_id_tr
     if since is not None and kind != "executions":
         raise click.UsageError("--since only applies to `dump executions`")
     request = DumpRequest(kind, all_values=all_values, since=parse_since(since) if since is not None else None)
-    store = None if no_record else open_store_for(db_path)
+    store = open_store_for(db_path) if (with_delta or not no_record) else None
+    record_to = None if no_record else store
+    delta_from = store if with_delta else None
     try:
         if load_file:
             envelope, data = load_dump_file(load_file, kind)
-            doc, code = finish(envelope, data, store), 0
+            doc, code = finish(envelope, data, record_to, delta_from=delta_from), 0
         else:
             with gateway_endpoint(host, port, client_id, client_id_tries, timeout, sim, scenario) as endpoint:
-                doc, code = run_dump(request, endpoint, store)
+                doc, code = run_dump(request, endpoint, record_to, delta_from=delta_from)
     finally:
         if store is not None:
             store.close()
@@ -214,6 +219,43 @@ def sim(port, scenario, faults, readonly):
     except OSError as e:
         click.echo(f"Error: cannot listen on 127.0.0.1:{port}: {e.strerror}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+
+
+@cli.command("diff")
+@click.argument("refs", nargs=-1)
+@click.option("--kind", type=click.Choice(["accounts", "positions", "orders", "account", "executions"]),
+              help="With `last`: which kind (default: the kind of the newest snapshot).")
+@format_option(("table", "json", "markdown"),
+               "table, json or markdown (short, for an agent); default: table on a terminal, json when piped.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there are changes (like git diff --exit-code).")
+@click.option("--include-volatile", is_flag=True, help="Also compare fields that change on every read.")
+@read_store_option
+@handle_errors
+def diff_command(refs, kind, fmt, exit_code, include_volatile, db_path):
+    """Show what changed between two snapshots.
+
+    REFS is `last` (the default: the newest snapshot against the previous one of the same kind and
+    arguments) or two references A B, each an id, `last` or `last~N`.
+    """
+    from .history import diff_refs
+
+    refs = list(refs) or ["last"]
+    if len(refs) > 2 or (len(refs) == 1 and refs != ["last"]):
+        raise click.UsageError("give `last` or two snapshot references A B")
+    with open_store_for(db_path, create=False) as store:
+        report = diff_refs(store, refs, kind=kind, include_volatile=include_volatile)
+    click.echo(render_diff(report, fmt or default_format()), nl=False)
+    if exit_code and any(report["summary"][k] for k in ("added", "removed", "changed")):
+        sys.exit(EXIT_CHANGES)
+
+
+def render_diff(report: dict, fmt: str) -> str:
+    from .diff import render_markdown, render_table
+
+    if fmt == "json":
+        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    text = render_markdown(report) if fmt == "markdown" else render_table(report)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def dump_main():

@@ -71,8 +71,9 @@ async def _collect(request: DumpRequest, endpoint: Endpoint, gateway: dict) -> l
         return await collectors.fetch_executions(session, since=request.since)
 
 
-def run_dump(request: DumpRequest, endpoint: Endpoint, store: Store | None) -> tuple[dict, int]:
-    """Run one dump; returns (document, exit code). Never raises IbgAuditError."""
+def run_dump(request: DumpRequest, endpoint: Endpoint, store: Store | None, *,
+             delta_from: Store | None = None) -> tuple[dict, int]:
+    """Run one dump; returns (document, exit code). Connection and gateway failures are in the document."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
     gateway = gateway_json(endpoint)
@@ -93,7 +94,7 @@ def run_dump(request: DumpRequest, endpoint: Endpoint, store: Store | None) -> t
         gateway=gateway,
         error=error,
     )
-    return finish(envelope, data, store), (error.exit_code if error else 0)
+    return finish(envelope, data, store, delta_from=delta_from), (error.exit_code if error else 0)
 
 
 def gateway_json(endpoint: Endpoint) -> dict:
@@ -124,8 +125,20 @@ def envelope_for(kind, args, *, started, duration_ms, gateway, error: IbgAuditEr
     }
 
 
-def finish(envelope: dict, data, store: Store | None) -> dict:
-    """Record (when a store is given) and return the document exactly as it will be printed."""
+def finish(envelope: dict, data, store: Store | None, *, delta_from: Store | None = None) -> dict:
+    """Record (when a store is given) and return the document exactly as it will be printed.
+
+    With `delta_from`, a successful document gets a `delta` against the previous successful snapshot
+    of the same kind and arguments (null when there is none yet).
+    """
+    if delta_from is not None and envelope["ok"]:
+        from .history import delta
+        from .store import previous_successful
+
+        previous = previous_successful(delta_from, envelope["kind"], envelope.get("args") or {})
+        envelope["delta"] = (
+            delta(envelope["kind"], previous, delta_from.load_data(previous), data) if previous else None
+        )
     snapshot_id = store.save_snapshot(envelope, data) if store is not None else None
     return build_document(envelope, data, snapshot_id)
 

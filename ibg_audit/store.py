@@ -308,3 +308,74 @@ def ensure_db_shape(db: sqlite_utils.Database) -> None:
 
 def _view_sql(name: str, sql: str) -> str:
     return f"CREATE VIEW [{name}] AS {' '.join(sql.split())}"
+
+
+_REF = re.compile(r"^(?:last(?:~(\d+))?|(\d+))$")
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """'last' -> ('last', 0), 'last~2' -> ('last', 2), '17' -> ('id', 17)."""
+    match = _REF.match(ref.strip())
+    if not match:
+        raise BadInputError(f"snapshot reference must be an id, 'last' or 'last~N', got {ref!r}")
+    if match.group(2):
+        return "id", int(match.group(2))
+    return "last", int(match.group(1) or 0)
+
+
+def _successful(store: "Store", kind: str, args: str | None, before_id: int | None = None) -> list[dict]:
+    sql = "SELECT * FROM snapshots WHERE ok = 1 AND kind = ?"
+    params: list = [kind]
+    if args is not None:
+        sql += " AND args = ?"
+        params.append(args)
+    if before_id is not None:
+        sql += " AND id < ?"
+        params.append(before_id)
+    return list(store.db.query(sql + " ORDER BY id DESC", params))
+
+
+def resolve_refs(store: "Store", refs: list[str], kind: str | None) -> list[dict]:
+    """Snapshot rows for the given references, all of one kind and all successful.
+
+    `last~N` counts back through successful snapshots of the same kind and arguments as the newest one,
+    so `account --all` is never compared with plain `account`.
+    """
+    parsed = [parse_ref(r) for r in refs]
+    rows_by_id = {value: store.snapshot_row(value) for how, value in parsed if how == "id"}
+    if kind is None:
+        kind = next(iter(rows_by_id.values()))["kind"] if rows_by_id else None
+    if kind is None:
+        newest = list(store.db.query("SELECT kind FROM snapshots WHERE ok = 1 ORDER BY id DESC LIMIT 1"))
+        if not newest:
+            raise BadInputError("the audit store has no successful snapshot yet")
+        kind = newest[0]["kind"]
+    rows = []
+    for (how, value), ref in zip(parsed, refs):
+        if how == "id":
+            row = rows_by_id[value]
+        else:
+            newest = _successful(store, kind, None)
+            if not newest:
+                raise BadInputError(f"no successful {kind} snapshot yet")
+            history = _successful(store, kind, newest[0]["args"])
+            if value >= len(history):
+                raise BadInputError(
+                    f"{ref}: only {len(history)} successful {kind} snapshot(s) with arguments {newest[0]['args']}"
+                )
+            row = history[value]
+        if row["kind"] != kind:
+            raise BadInputError(
+                f"snapshot {row['id']} is a {row['kind']} snapshot, not {kind}: diff compares snapshots of one kind"
+            )
+        if not row["ok"]:
+            raise BadInputError(
+                f"snapshot {row['id']} is a failed call ({row['error_type']}: {row['error_message']}): nothing to compare"
+            )
+        rows.append(row)
+    return rows
+
+
+def previous_successful(store: "Store", kind: str, args: dict) -> dict | None:
+    rows = _successful(store, kind, canonical_json(args))
+    return rows[0] if rows else None
