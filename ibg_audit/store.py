@@ -20,6 +20,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .errors import BadInputError, StoreError
+from .views import VIEWS
 
 MIGRATION_SET = "ibg_audit"
 BUSY_TIMEOUT_S = 30.0
@@ -51,14 +52,6 @@ ITEM_TABLES = {
             "commissionCurrency", "realizedPNL",
         ],
     ),
-}
-
-# Views for sqlite3 / sqlite-utils / Datasette users; (re)created by ensure_db_shape().
-VIEWS = {
-    "snapshot_items_count": """
-        SELECT s.id AS snapshot_id, s.kind, s.recorded_at, s.ok, p.item_count
-        FROM snapshots s LEFT JOIN payloads p ON p.hash = s.payload_hash
-    """,
 }
 
 INDEXES = [
