@@ -23,9 +23,13 @@ async def fetch_accounts(session: GatewaySession) -> list[dict]:
 
 
 async def fetch_positions(session: GatewaySession) -> list[dict]:
+    """Open positions. IB keeps reporting a position closed today with quantity 0; it is left out, so that
+    a closed position shows up as removed in a diff rather than as a position of 0."""
     positions = await session.request("positions", session.ib.reqPositionsAsync())
     items = []
     for p in positions:
+        if not p.position:
+            continue
         c = p.contract
         items.append(
             {
