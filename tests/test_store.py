@@ -3,12 +3,14 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
+import sqlite_utils
 from click.testing import CliRunner
 
 from ibg_audit.cli import cli
-from ibg_audit.store import open_store, schema_version
+from ibg_audit.store import Store, _migrations, open_store, schema_version
 
 POSITIONS_DOC = {
     "kind": "positions",
@@ -63,14 +65,35 @@ def test_unchanged_data_is_stored_once(tmp_path, saved_dump):
     assert counts == {"snapshots": 3, "payloads": 1, "positions": 1}
 
 
+MIGRATIONS = sorted(p.stem for p in (Path(__file__).parent.parent / "migrations").glob("*.sql"))
+
+
 def test_store_file_is_private_and_migrated_idempotently(tmp_path):
     db = tmp_path / "sub" / "audit.db"
     with open_store(db) as store:
-        assert schema_version(store.db) == "0001_initial"
+        assert schema_version(store.db) == MIGRATIONS[-1]
     with open_store(db) as store:
         names = [m["name"] for m in store.db.query("select name from _sqlite_migrations")]
-    assert names == ["0001_initial"]
+    assert names == MIGRATIONS
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+
+def test_an_older_store_is_migrated_not_rebuilt(tmp_path, saved_dump):
+    """A store written when only the first migration existed keeps its history when opened now."""
+    db_path = tmp_path / "old.db"
+    old = sqlite_utils.Database(db_path)
+    _migrations().apply(old, stop_before=MIGRATIONS[1:])
+    assert [m.name for m in _migrations().applied(old)] == MIGRATIONS[:1]
+    envelope = {k: v for k, v in POSITIONS_DOC.items() if k != "data"}
+    assert Store(old, db_path).save_snapshot(envelope, POSITIONS_DOC["data"]) == 1
+    old.close()
+    assert invoke("dump", "positions", "--load", str(saved_dump), "--db", str(db_path)).exit_code == 0
+    with open_store(db_path) as store:
+        assert [m.name for m in _migrations().applied(store.db)] == MIGRATIONS
+        assert store.db["snapshots"].count == 2
+        assert store.db["payloads"].count == 1
+    shown = json.loads(invoke("show", "1", "--db", str(db_path)).stdout)
+    assert (shown["snapshot_id"], shown["data"]) == (1, POSITIONS_DOC["data"])
 
 
 def test_snapshots_lists_newest_first_as_json(tmp_path, saved_dump):
