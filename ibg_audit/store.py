@@ -15,14 +15,20 @@ import os
 import re
 import sqlite3
 from pathlib import Path
-
-import sqlite_utils
-from sqlite_utils import Migrations
+from typing import TYPE_CHECKING
 
 from .errors import BadInputError, StoreError
 from .views import VIEWS
 
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils import Migrations
+
+# sqlite-utils takes ~50 ms to import, a tenth of a dump's run time: opening an up-to-date store and recording a
+# snapshot use the sqlite3 connection directly, and sqlite-utils is imported only to apply migrations or when
+# `Store.db` is used (the read commands).
 MIGRATION_SET = "ibg_audit"
+MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite_utils.Migrations records what it applied
 BUSY_TIMEOUT_S = 30.0
 
 # Item table per dump kind, and the columns copied from each `data` item.
@@ -61,14 +67,19 @@ INDEXES = [
 ]
 
 
-def _migrations() -> Migrations:
-    """One sqlite-utils migration per migrations/NNNN_name.sql file, applied in file-name order."""
-    migrations = Migrations(MIGRATION_SET)
-    files = sorted(
+def _migration_files() -> list:
+    return sorted(
         (f for f in importlib.resources.files("ibg_audit.migrations").iterdir() if f.name.endswith(".sql")),
         key=lambda f: f.name,
     )
-    for f in files:
+
+
+def _migrations() -> Migrations:
+    """One sqlite-utils migration per migrations/NNNN_name.sql file, applied in file-name order."""
+    from sqlite_utils import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for f in _migration_files():
         sql = f.read_text(encoding="utf-8")
 
         def apply(db, sql=sql):
@@ -98,15 +109,30 @@ def schema_version(db: sqlite_utils.Database) -> str | None:
     return applied[-1].name if applied else None
 
 
+def pending_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Migrations not applied yet (read-only; open_store applies them)."""
+    return [migration.name for migration in _migrations().pending(db)]
+
+
 class Store:
     """An open audit store. Use open_store()."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path):
-        self.db = db
+    def __init__(self, db: sqlite3.Connection | sqlite_utils.Database, path: Path):
+        self.conn = db if isinstance(db, sqlite3.Connection) else db.conn
+        self._db = None if isinstance(db, sqlite3.Connection) else db
         self.path = path
 
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection as a sqlite_utils.Database (imports sqlite-utils on first use)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -148,36 +174,123 @@ class Store:
                 "payload_hash": payload_hash,
                 "envelope": json.dumps(envelope, ensure_ascii=False),
             }
-            cursor = self.db.execute(
-                "INSERT INTO snapshots ({}) VALUES ({})".format(
-                    ", ".join(f"[{k}]" for k in row), ", ".join("?" for _ in row)
-                ),
-                list(row.values()),
-            )
-            return cursor.lastrowid
+            snapshot_id = self._insert_row("snapshots", row)
+            if kind == "smoke":
+                self._save_smoke_call(snapshot_id, envelope)
+            return snapshot_id
 
     def _save_payload(self, kind: str, data, seen_at: str) -> str:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        exists = self.db.execute("SELECT 1 FROM payloads WHERE hash = ?", [digest]).fetchone()
+        exists = self.conn.execute("SELECT 1 FROM payloads WHERE hash = ?", [digest]).fetchone()
         if exists:
             return digest
         items = data if isinstance(data, list) else []
-        self.db["payloads"].insert(
-            {"hash": digest, "kind": kind, "item_count": len(items), "json": text, "first_seen_at": seen_at}
+        self.conn.execute(
+            "INSERT INTO payloads (hash, kind, item_count, json, first_seen_at) VALUES (?, ?, ?, ?, ?)",
+            [digest, kind, len(items), text, seen_at],
         )
         if kind in ITEM_TABLES and items:
             table, columns = ITEM_TABLES[kind]
-            self.db[table].insert_all(
-                ({"payload_hash": digest, **{c: item.get(c) for c in columns}} for item in items),
-                batch_size=2000,
+            self.conn.executemany(
+                "INSERT INTO [{}] (payload_hash, {}) VALUES (?{})".format(
+                    table, ", ".join(f"[{c}]" for c in columns), ", ?" * len(columns)
+                ),
+                ([digest, *(item.get(c) for c in columns)] for item in items),
             )
         return digest
 
     def _write_transaction(self):
         # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers queue on busy_timeout
         # instead of failing with "database is locked" when upgrading a read lock.
-        return _ImmediateTransaction(self.db.conn)
+        return _ImmediateTransaction(self.conn)
+
+    # --- order smoke audit (migrations/0002_order_audit.sql) ------------------------------------
+
+    def save_order_intent(self, intent: dict) -> int:
+        """Write-ahead record of an order about to be sent; committed when this returns. Returns the intent id.
+
+        `intent` has the order_intents columns (`safety` as a dict); call it before placeOrder, never after.
+        """
+        row = {
+            **intent,
+            "simulated": bool(intent["simulated"]),
+            "auto_cancel": bool(intent["auto_cancel"]),
+            "safety": json.dumps(intent["safety"], ensure_ascii=False),
+        }
+        with self._write_transaction():
+            return self._insert_row("order_intents", row)
+
+    def save_order_event(self, intent_id: int, event: str, *, at: str, status: str | None = None,
+                         perm_id: int | None = None, error_code: int | None = None, message: str | None = None) -> int:
+        """Append one outcome of an intent (committed when this returns): submitted, rejected, no_answer,
+        cancel_requested, cancelled or cancel_unconfirmed."""
+        row = {"intent_id": intent_id, "at": at, "event": event, "status": status, "permId": perm_id,
+               "error_code": error_code, "message": message}
+        with self._write_transaction():
+            return self._insert_row("order_events", row)
+
+    def _save_smoke_call(self, snapshot_id: int, envelope: dict) -> None:
+        """The normalized smoke_calls row; runs inside save_snapshot's transaction."""
+        args = envelope["args"]
+        rails = envelope["safety"]["rails"]
+        contract = envelope.get("contract") or {}
+        state = envelope.get("orderState") or {}
+        candidates = envelope.get("candidates")
+        state_columns = (  # orderState fields, under IB's names
+            "initMarginBefore", "initMarginChange", "initMarginAfter", "maintMarginBefore", "maintMarginChange",
+            "maintMarginAfter", "equityWithLoanBefore", "equityWithLoanChange", "equityWithLoanAfter", "commission",
+            "minCommission", "maxCommission", "commissionCurrency", "warningText",
+        )
+        row = {
+            "snapshot_id": snapshot_id,
+            "recorded_at": envelope["recorded_at"],
+            "ok": bool(envelope["ok"]),
+            "mode": envelope["mode"],
+            "whatIf": bool(envelope["whatIf"]),
+            "transmitted": bool(envelope["transmitted"]),
+            "allow_orders": rails["ALLOW_ORDERS"]["value"],
+            "ibkr_paper": rails["IBKR_PAPER"]["value"],
+            "port": rails["port"]["value"],
+            "reasons": json.dumps(envelope["safety"]["reasons"], ensure_ascii=False),
+            "asset": args["asset"],
+            "symbol": args["symbol"],
+            "action": args["action"],
+            "totalQuantity": args["qty"],
+            "orderType": args["order"],
+            "lmtPrice": args["limit"],
+            "tif": args["tif"],
+            "account": args["account"],
+            "conId": contract.get("conId"),
+            "localSymbol": contract.get("localSymbol"),
+            "lastTradeDateOrContractMonth": contract.get("lastTradeDateOrContractMonth"),
+            "exchange": contract.get("exchange"),
+            "contract": json.dumps(contract, ensure_ascii=False) if contract else None,
+            "candidates": json.dumps(candidates, ensure_ascii=False) if candidates is not None else None,
+            "orderId": envelope.get("orderId"),
+            "permId": envelope.get("permId"),
+            "status": envelope.get("status"),
+            "cancelled": envelope.get("cancelled"),
+            "final_status": envelope.get("finalStatus"),
+            "intent_id": envelope.get("intent_id"),
+            **{name: state.get(name) for name in state_columns},
+        }
+        self._insert_row("smoke_calls", row)
+
+    def _insert_row(self, table: str, row: dict) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO [{}] ({}) VALUES ({})".format(
+                table, ", ".join(f"[{k}]" for k in row), ", ".join("?" for _ in row)
+            ),
+            list(row.values()),
+        )
+        return cursor.lastrowid
+
+    def orders_sent(self, limit: int | None = None) -> list[dict]:
+        """Every order sent for execution, newest first, with its latest event and cancel status."""
+        rows = self.db.query("SELECT * FROM orders_sent ORDER BY intent_id DESC LIMIT ?", [limit or -1])
+        flags = ("simulated", "auto_cancel", "cancel_confirmed")
+        return [{k: bool(v) if k in flags else v for k, v in row.items()} for row in rows]
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -190,7 +303,7 @@ class Store:
     def load_data(self, row: dict):
         if row["payload_hash"] is None:
             return None
-        (text,) = self.db.execute("SELECT json FROM payloads WHERE hash = ?", [row["payload_hash"]]).fetchone()
+        (text,) = self.conn.execute("SELECT json FROM payloads WHERE hash = ?", [row["payload_hash"]]).fetchone()
         return json.loads(text)
 
     def load_document(self, snapshot_id: int) -> dict:
@@ -256,47 +369,62 @@ def open_store(path: str | os.PathLike, *, create: bool = True) -> Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as e:
-            raise StoreError(f"cannot create audit store {path}: {e.strerror}") from None
+            # mkdir says "File exists" when one of the parents is a file: name that file instead
+            blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocker} is not a directory" if blocker else e.strerror
+            raise StoreError(f"cannot create audit store {path}: {reason}") from None
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        db = sqlite_utils.Database(conn)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        _migrate(db)
-        ensure_db_shape(db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        _migrate(conn)
+        ensure_db_shape(conn)
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path} is not a usable SQLite audit store: {e}") from None
-    return Store(db, path)
+    return Store(conn, path)
 
 
-def _migrate(db: sqlite_utils.Database) -> None:
-    migrations = _migrations()
-    if not migrations.pending(db):
+def _migrate(conn: sqlite3.Connection) -> None:
+    applied = set()
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [MIGRATIONS_TABLE]).fetchone():
+        applied = {name for (name,) in conn.execute(
+            f"SELECT name FROM [{MIGRATIONS_TABLE}] WHERE migration_set = ?", [MIGRATION_SET]
+        )}
+    if all(f.name[: -len(".sql")] in applied for f in _migration_files()):
         return
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
     # Serialize concurrent first runs: the loser waits, then finds nothing pending.
-    with _ImmediateTransaction(db.conn):
-        migrations.apply(db)
+    with _ImmediateTransaction(conn):
+        _migrations().apply(db)
 
 
-def ensure_db_shape(db: sqlite_utils.Database) -> None:
-    """Idempotent: indexes and views, recreated only when their definition changed."""
-    existing = {row["name"]: row["sql"] for row in db.query("SELECT name, sql FROM sqlite_master WHERE type = 'view'")}
-    wanted_indexes = [
-        (table, cols) for table, cols in INDEXES
-        if not any(index.columns == cols for index in db[table].indexes)
+def _index_columns(conn: sqlite3.Connection, table: str) -> list[list[str]]:
+    return [
+        [column for _, _, column in conn.execute(f"PRAGMA index_info([{name}])")]
+        for _, name, *_ in conn.execute(f"PRAGMA index_list([{table}])")
     ]
+
+
+def ensure_db_shape(conn: sqlite3.Connection) -> None:
+    """Idempotent: indexes and views, recreated only when their definition changed."""
+    existing = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'"))
+    wanted_indexes = [(table, cols) for table, cols in INDEXES if cols not in _index_columns(conn, table)]
     stale_views = {
         name: sql for name, sql in VIEWS.items()
         if existing.get(name) != _view_sql(name, sql)
     }
     if not wanted_indexes and not stale_views:
         return
-    with _ImmediateTransaction(db.conn):
+    with _ImmediateTransaction(conn):
         for table, cols in wanted_indexes:
-            db[table].create_index(cols, if_not_exists=True)
+            # the name sqlite-utils' create_index gives, so stores indexed by earlier versions match
+            conn.execute("CREATE INDEX IF NOT EXISTS [idx_{}_{}] ON [{}] ({})".format(
+                table, "_".join(cols), table, ", ".join(f"[{c}]" for c in cols)))
         for name, sql in stale_views.items():
-            db.execute(f"DROP VIEW IF EXISTS [{name}]")
-            db.execute(_view_sql(name, sql))
+            conn.execute(f"DROP VIEW IF EXISTS [{name}]")
+            conn.execute(_view_sql(name, sql))
 
 
 def _view_sql(name: str, sql: str) -> str:
