@@ -44,16 +44,23 @@ def test_readme_command_reference_is_current():
     assert result.returncode == 0, "README.md is out of date: run .venv/bin/cog -r README.md\n" + result.stdout + result.stderr
 
 
+def _code_in(text: str) -> list[str]:
+    """The text of fenced code blocks and inline `code` spans: where a doc shows commands to run."""
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
+    return fenced + re.findall(r"`([^`\n]+)`", prose)
+
+
 def _named_in(text: str) -> list[tuple[str, str]]:
-    """(command, option) pairs from lines of a doc that run ibg-audit or the tools/ wrappers."""
+    """(command, option) pairs for every ibg-audit / tools/ wrapper invocation shown in a doc's code."""
     aliases = {"tools/ibg_dump": "dump", "tools/ibg_order_smoke": "smoke"}
     pairs = []
-    for line in text.splitlines():
-        for match in re.finditer(r"(ibg-audit\s+([a-z][a-z-]*)|tools/ibg_dump|tools/ibg_order_smoke)([^`|\n]*)", line):
-            command = match.group(2) or aliases[match.group(1)]
-            rest = match.group(3)
-            pairs.append((command, ""))
-            pairs.extend((command, opt) for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest))
+    for code in _code_in(text):
+        for line in code.splitlines():
+            for match in re.finditer(r"(ibg-audit\s+([a-z][a-z-]*)|tools/ibg_dump|tools/ibg_order_smoke)([^|]*)", line):
+                command = match.group(2) or aliases[match.group(1)]
+                pairs.append((command, ""))
+                pairs.extend((command, opt) for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", match.group(3)))
     return pairs
 
 

@@ -271,10 +271,13 @@ def test_marketable_order_fills_and_updates_positions_and_account():
             assert (fill.commissionReport.commission, fill.commissionReport.realizedPNL) == (1.0, 525.55)
             await wait_until(lambda: ib.positions()[0].position == 40.0, what="position update")
             assert [(p.position, p.avgCost) for p in ib.positions()] == [(40.0, 201.1525)]
-            await wait_until(lambda: net_liq() == "97858.35", what="account update")  # minus the commission
-            values = {(v.tag, v.currency): v.value for v in ib.accountValues()}
-            assert values[("RealizedPnL", "USD")] == "525.55"
-            assert values[("CashBalance", "USD")] == "88759.15"
+            # The update is a burst of messages: wait for the last of the three, then check them all.
+            def values():
+                return {(v.tag, v.currency): v.value for v in ib.accountValues()}
+
+            expected = {("NetLiquidation", "USD"): "97858.35",  # minus the commission
+                        ("RealizedPnL", "USD"): "525.55", ("CashBalance", "USD"): "88759.15"}
+            await wait_until(lambda: {k: values().get(k) for k in expected} == expected, what="account update")
             fills = await ib.reqExecutionsAsync()
             assert [f.execution.execId for f in fills][-1] == fill.execution.execId
 
