@@ -7,10 +7,12 @@ available everywhere; import helpers directly (``from sim_fixtures import RawCli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import socket
 import struct
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -179,3 +181,34 @@ def substitute(recorded: list[str], actual: list[str], indexes) -> list[str]:
     for i in indexes:
         expected[i] = actual[i]
     return expected
+
+
+@contextlib.contextmanager
+def connected(port: int, client_id: int = 77):
+    """A short-lived synchronous ib_async client, for tests that change the simulator between CLI calls
+    (the CLI runs its own event loop, so one long-lived client in the test thread would not work)."""
+    ib = IB()
+    ib.connect("127.0.0.1", port, clientId=client_id, timeout=TIMEOUT)
+    try:
+        yield ib
+    finally:
+        ib.disconnect()
+
+
+def wait_done(ib, *trades, statuses=("Filled", "Submitted", "Cancelled")) -> None:
+    """Let ib_async run until every trade has one of `statuses`; fail after TIMEOUT seconds."""
+    deadline = time.monotonic() + TIMEOUT
+    while not all(t.orderStatus.status in statuses for t in trades):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"orders not done: {[t.orderStatus.status for t in trades]}")
+        ib.sleep(0.02)
+
+
+def fill(port: int, account: str, action: str, symbol: str, qty: float, limit: float | None = None) -> None:
+    """A marketable order through ib_async (market, or a limit through the price); the simulator fills it."""
+    from ib_async import LimitOrder, MarketOrder, Stock
+
+    order = LimitOrder(action, qty, limit, account=account) if limit else MarketOrder(action, qty, account=account)
+    with connected(port) as ib:
+        trade = ib.placeOrder(Stock(symbol, "SMART", "USD"), order)
+        wait_done(ib, trade, statuses=("Filled",))

@@ -22,11 +22,10 @@ from urllib.request import urlopen
 
 import pytest
 from click.testing import CliRunner
-from ib_async import IB, MarketOrder, Stock
 from markupsafe import escape
 
 from audit_helpers import query
-from sim_fixtures import FIXED_NOW
+from sim_fixtures import FIXED_NOW, fill
 
 from ibg_audit import browse
 from ibg_audit.browse import build_datasette, exposure_warning, load_metadata
@@ -46,21 +45,6 @@ class History:
 def invoke(*args, env=None):
     result = CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
     return result, json.loads(result.stdout)
-
-
-def fill(port: int, account: str, action: str, symbol: str, qty: int) -> None:
-    """A market order through ib_async: the simulator fills it at the scenario price."""
-    ib = IB()
-    ib.connect("127.0.0.1", port, clientId=77, timeout=5)
-    try:
-        trade = ib.placeOrder(Stock(symbol, "SMART", "USD"), MarketOrder(action, qty, account=account))
-        for _ in range(250):
-            if trade.isDone():
-                break
-            ib.sleep(0.02)
-        assert trade.orderStatus.status == "Filled"
-    finally:
-        ib.disconnect()
 
 
 @pytest.fixture(scope="module")

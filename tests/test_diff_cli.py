@@ -3,34 +3,15 @@ a fill that closes a position, one that opens a position, one that adds to a pos
 one cancelled, and the cash those fills moved. Exact added/removed/changed sets and labels, in all three
 formats."""
 
-import contextlib
 import json
 
 import pytest
 from click.testing import CliRunner
-from ib_async import IB, LimitOrder, MarketOrder, Stock
+from ib_async import LimitOrder, MarketOrder, Stock
 
 from ibg_audit.cli import cli
 from ibg_audit.sim import start_in_thread
-from sim_fixtures import FIXED_NOW
-
-
-@contextlib.contextmanager
-def connected(port):
-    ib = IB()
-    ib.connect("127.0.0.1", port, clientId=77, timeout=5)
-    try:
-        yield ib
-    finally:
-        ib.disconnect()
-
-
-def wait_done(ib, *trades, statuses=("Filled", "Submitted", "Cancelled")):
-    for _ in range(250):
-        if all(t.orderStatus.status in statuses for t in trades):
-            return
-        ib.sleep(0.02)
-    raise AssertionError([t.orderStatus.status for t in trades])
+from sim_fixtures import FIXED_NOW, connected, wait_done
 
 
 @pytest.fixture(scope="module")

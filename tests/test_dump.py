@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from ib_async import IB, LimitOrder, Stock
 
 from ibg_audit.cli import cli
+from sim_fixtures import fill
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,17 +164,7 @@ def test_failure_is_json_and_recorded(db, unused_port):
 def test_diff_flag_reports_a_fill_since_the_previous_snapshot(sim, db):
     result, first = dump(sim, db, "positions", "--diff")
     assert first["delta"] is None  # nothing to compare with yet
-    ib = IB()
-    ib.connect("127.0.0.1", sim.port, clientId=77, timeout=5)
-    try:
-        trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder("BUY", 30, 300.0, account="DU7654321"))
-        for _ in range(100):
-            if trade.isDone():
-                break
-            ib.sleep(0.02)
-        assert trade.orderStatus.status == "Filled"
-    finally:
-        ib.disconnect()
+    fill(sim.port, "DU7654321", "BUY", "AAPL", 30, limit=300.0)
     result, second = dump(sim, db, "positions", "--diff")
     delta = second["delta"]
     assert delta["from"]["snapshot_id"] == first["snapshot_id"]
@@ -182,12 +172,9 @@ def test_diff_flag_reports_a_fill_since_the_previous_snapshot(sim, db):
     change = delta["changed"][0]
     assert change["key"] == {"account": "DU7654321", "conId": 265598}
     assert [(c["field"], c["from"], c["to"]) for c in change["changes"]] == [
-        ("avgCost", 219.875, second_avg_cost(second)), ("position", 20, 50),
+        # IB's avgCost includes the commission: (20 * 219.875 + 30 * 227.48 + 1.00) / 50
+        ("avgCost", 219.875, 224.458), ("position", 20, 50),
     ]
-
-
-def second_avg_cost(doc):
-    return next(p["avgCost"] for p in doc["data"] if p["account"] == "DU7654321" and p["conId"] == 265598)
 
 
 def test_tools_wrapper_prints_pure_json(sim, tmp_path):
