@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ib_async import IB, StartupFetchNONE
+from ib_async import IB
 from ib_async.wrapper import RequestError
 
 from .errors import GatewayError, NotConnectedError
@@ -20,6 +20,9 @@ from .errors import GatewayError, NotConnectedError
 CLIENT_ID_IN_USE = 326
 # IB codes that are informational (farm status etc.), never a failure of a request.
 INFO_CODES = frozenset(range(2100, 2200)) | {1102}
+# Connection-wide notices sent with reqId -1 that do not refuse the request in flight: IB-server connectivity
+# lost (1100) and restored (1101, 1102); the request may still be answered.
+NOT_REQUEST_ERRORS = INFO_CODES | {1100, 1101}
 
 
 @dataclass(frozen=True)
@@ -55,24 +58,41 @@ class GatewaySession:
 
     async def request(self, what: str, awaitable):
         """Await one request; turn IB errors, a dropped socket and the deadline into typed errors."""
-        lost = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        lost, refused = loop.create_future(), loop.create_future()
 
         def on_lost(*_):
             if not lost.done():
                 lost.set_result(None)
 
+        def on_error(req_id, code, message, _contract):
+            # Requests without a request id (positions, all open orders) are refused with reqId -1; ib_async
+            # cannot tie that error to them, so without this they would wait for the whole timeout.
+            if req_id == -1 and code not in NOT_REQUEST_ERRORS and not refused.done():
+                refused.set_result((code, message))
+
         self.ib.disconnectedEvent += on_lost
+        self.ib.errorEvent += on_error
         task = asyncio.ensure_future(awaitable)
         try:
-            done, _ = await asyncio.wait({task, lost}, timeout=self.remaining(), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {task, lost, refused}, timeout=self.remaining(), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             self.ib.disconnectedEvent -= on_lost
+            self.ib.errorEvent -= on_error
         if task in done:
             try:
                 return task.result()
             except RequestError as e:
                 raise GatewayError(f"{what}: IB error {e.code}: {e.message}", code=e.code) from None
+            except ConnectionError:
+                # ib_async fails the pending requests with ConnectionError when the socket closes
+                raise NotConnectedError(f"the gateway closed the connection during {what}") from None
         task.cancel()
+        if refused in done:
+            code, message = refused.result()
+            raise GatewayError(f"{what}: IB error {code}: {message}", code=code)
         if lost in done:
             raise NotConnectedError(f"the gateway closed the connection during {what}")
         code, message = self.last_error()
@@ -112,10 +132,23 @@ async def open_session(endpoint: Endpoint, *, readonly: bool = True):
             raise
         try:
             yield session
+        except ConnectionError:
+            # ib_async raises it when a request is written to a socket the gateway has just closed
+            raise NotConnectedError(
+                f"the gateway at {endpoint.host}:{endpoint.port} closed the connection"
+            ) from None
         finally:
             ib.disconnect()
         return
-    raise last_error
+    tries = max(1, endpoint.client_id_tries)
+    if tries == 1:
+        raise last_error
+    raise NotConnectedError(
+        f"client ids {endpoint.client_id}..{endpoint.client_id + tries - 1} are all in use at "
+        f"{endpoint.host}:{endpoint.port} (tried {tries}; pass a free --client-id, or try more ids with "
+        "--client-id-tries)",
+        code=CLIENT_ID_IN_USE,
+    )
 
 
 async def _connect(session: GatewaySession, readonly: bool) -> None:
@@ -133,15 +166,12 @@ async def _connect(session: GatewaySession, readonly: bool) -> None:
 
     ib.errorEvent += on_error
     ib.client.apiError += on_api_error
+    # The client-level connect (handshake + startApi, ready at nextValidId and managedAccounts): IB.connectAsync
+    # always requests positions too, whatever fetchFields says, so an error or a pacing violation on positions
+    # would fail every kind's connect, and every dump would fetch positions it does not need.
+    ib.wrapper.clientId = session.client_id
     connect = asyncio.ensure_future(
-        ib.connectAsync(
-            endpoint.host,
-            endpoint.port,
-            clientId=session.client_id,
-            timeout=session.remaining(),
-            readonly=readonly,
-            fetchFields=StartupFetchNONE,
-        )
+        ib.client.connectAsync(endpoint.host, endpoint.port, session.client_id, session.remaining())
     )
     where = f"{endpoint.host}:{endpoint.port}"
     try:
@@ -149,6 +179,9 @@ async def _connect(session: GatewaySession, readonly: bool) -> None:
     finally:
         ib.client.apiError -= on_api_error
     if connect in done and connect.exception() is None and not failed.done():
+        if session.client_id == 0 and not readonly:
+            # what IB.connectAsync does for client 0; it binds TWS's manual orders, so never on a read-only session
+            ib.reqAutoOpenOrders(True)
         return
     connect.cancel()
     with contextlib.suppress(BaseException):
