@@ -154,7 +154,7 @@ def load_dump_file(path: Path, kind: str) -> tuple[dict, list]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise BadInputError(f"--load file {path} is not an ibg-audit dump document (no 'data' list)")
     if doc.get("kind") != kind:
-        raise BadInputError(f"--load file {path} holds a {doc.get('kind')!r} dump, not {kind!r}")
+        raise BadInputError(f"--load file {path} holds a dump of kind {doc.get('kind')!r}, not {kind!r}")
     if not doc.get("ok"):
         raise BadInputError(f"--load file {path} records a failed dump; only successful dumps can be loaded")
     envelope = {k: v for k, v in doc.items() if k != "data"}

@@ -487,7 +487,7 @@ def resolve_refs(store: "Store", refs: list[str], kind: str | None) -> list[dict
             row = history[value]
         if row["kind"] != kind:
             raise BadInputError(
-                f"snapshot {row['id']} is a {row['kind']} snapshot, not {kind}: diff compares snapshots of one kind"
+                f"snapshot {row['id']} is of kind {row['kind']}, not {kind}: diff compares snapshots of one kind"
             )
         if not row["ok"]:
             raise BadInputError(

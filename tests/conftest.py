@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["sim_fixtures"]
+pytest_plugins = ["sim_fixtures", "audit_helpers"]
 
 
 @pytest.fixture

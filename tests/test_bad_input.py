@@ -93,7 +93,7 @@ CASES = [
      "--load file {tmp}/bad.json is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
      "(char 1)"),
     ("load other kind", [*DUMP, "--load", "{tmp}/accounts_doc.json"], {}, B,
-     "--load file {tmp}/accounts_doc.json holds a 'accounts' dump, not 'positions'"),
+     "--load file {tmp}/accounts_doc.json holds a dump of kind 'accounts', not 'positions'"),
     ("load failed dump", [*DUMP, "--load", "{tmp}/failed_doc.json"], {}, B,
      "--load file {tmp}/failed_doc.json records a failed dump; only successful dumps can be loaded"),
     ("load not a dump", [*DUMP, "--load", "{tmp}/list.json"], {}, B,
@@ -121,7 +121,7 @@ CASES = [
      "snapshot reference must be an id, 'last' or 'last~N', got 'last~x'"),
     ("diff unknown id", ["diff", "1", "99", "--db", "{db}"], {}, B, "no snapshot with id 99"),
     ("diff two kinds", ["diff", "1", "2", "--db", "{db}"], {}, B,
-     "snapshot 2 is a accounts snapshot, not positions: diff compares snapshots of one kind"),
+     "snapshot 2 is of kind accounts, not positions: diff compares snapshots of one kind"),
     ("diff failed snapshot", ["diff", "1", "3", "--db", "{db}"], {}, B,
      "snapshot 3 is a failed call (not_connected: connection refused at 127.0.0.1:{closed}: nothing is listening on "
      "that port): nothing to compare"),

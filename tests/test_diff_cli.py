@@ -126,7 +126,7 @@ def test_explicit_refs_and_exit_code(store):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["1", "2"], "Error: snapshot 2 is a orders snapshot, not positions: diff compares snapshots of one kind\n"),
+        (["1", "2"], "Error: snapshot 2 is of kind orders, not positions: diff compares snapshots of one kind\n"),
         (["1", "99"], "Error: no snapshot with id 99\n"),
         (["last~5", "last", "--kind", "orders"],
          "Error: last~5: only 2 successful orders snapshot(s) with arguments {}\n"),

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from audit_helpers import fingerprint, ibg_audit
-from audit_helpers import holders  # noqa: F401 (a fixture)
 from click.testing import CliRunner
 from sim_fixtures import FIXED_NOW
 

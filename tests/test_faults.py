@@ -9,7 +9,6 @@ import asyncio
 
 import pytest
 from audit_helpers import ITEM_TABLES, consistency_problems, ibg_audit, item_count, query, snapshot_rows
-from audit_helpers import holders  # noqa: F401 (a fixture)
 from sim_fixtures import FIXED_NOW, run
 
 from ibg_audit import collectors

@@ -109,7 +109,7 @@ def test_snapshots_lists_newest_first_as_json(tmp_path, saved_dump):
     "args, code, message",
     [
         (["show", "5"], 2, "Error: no snapshot with id 5\n"),
-        (["dump", "account", "--load", "POS"], 2, "Error: --load file POS holds a 'positions' dump, not 'account'\n"),
+        (["dump", "account", "--load", "POS"], 2, "Error: --load file POS holds a dump of kind 'positions', not 'account'\n"),
     ],
 )
 def test_clear_errors(tmp_path, saved_dump, args, code, message):
