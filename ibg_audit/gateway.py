@@ -184,26 +184,15 @@ async def _connect(session: GatewaySession, readonly: bool) -> None:
             ib.reqAutoOpenOrders(True)
         return
     connect.cancel()
-    with contextlib.suppress(BaseException):
+    with contextlib.suppress(asyncio.CancelledError, Exception):
         await connect
-    if failed.done():
-        code, message = failed.result()
-        code = code or _code_from(session)
-        if code == CLIENT_ID_IN_USE:
-            raise NotConnectedError(
-                f"client id {session.client_id} is already in use at {where}", code=CLIENT_ID_IN_USE
-            )
-    if connect.done() and not connect.cancelled() and isinstance(connect.exception(), ConnectionRefusedError):
+    failure = None if connect.cancelled() else connect.exception()
+    if failed.done() and (failed.result()[0] or session.last_error()[0]) == CLIENT_ID_IN_USE:
+        raise NotConnectedError(f"client id {session.client_id} is already in use at {where}", code=CLIENT_ID_IN_USE)
+    if isinstance(failure, ConnectionRefusedError):
         raise NotConnectedError(f"connection refused at {where}: nothing is listening on that port")
-    if connect.done() and not connect.cancelled() and isinstance(connect.exception(), OSError):
-        raise NotConnectedError(f"cannot connect to {where}: {connect.exception().strerror or connect.exception()}")
+    if isinstance(failure, OSError) and not isinstance(failure, TimeoutError):
+        raise NotConnectedError(f"cannot connect to {where}: {failure.strerror or failure}")
     if failed.done():
         raise NotConnectedError(f"the gateway at {where} closed the connection before the API was ready")
-    raise NotConnectedError(
-        f"no API handshake from {where} within the {endpoint.timeout:g}s timeout"
-    )
-
-
-def _code_from(session: GatewaySession) -> int | None:
-    code, _ = session.last_error()
-    return code
+    raise NotConnectedError(f"no API handshake from {where} within the {endpoint.timeout:g}s timeout")
