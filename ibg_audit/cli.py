@@ -345,11 +345,6 @@ def orders_sent(limit, fmt, db_path):
     click.echo(render_rows(rows, fmt or default_format()), nl=False)
 
 
-def smoke_main():
-    """Entry point of tools/ibg_order_smoke: `ibg-audit smoke ...`."""
-    cli.main(args=["smoke", *sys.argv[1:]], prog_name="ibg_order_smoke")
-
-
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,
               help="Port to serve on; 0 picks a free one.")
@@ -413,3 +408,8 @@ def demo(db_path):
 def dump_main():
     """Entry point of tools/ibg_dump: `ibg-audit dump ...`."""
     cli.main(args=["dump", *sys.argv[1:]], prog_name="ibg_dump")
+
+
+def smoke_main():
+    """Entry point of tools/ibg_order_smoke: `ibg-audit smoke ...`."""
+    cli.main(args=["smoke", *sys.argv[1:]], prog_name="ibg_order_smoke")
