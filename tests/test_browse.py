@@ -402,14 +402,6 @@ def test_browse_command_serves_until_ctrl_c(history):
         proc.wait(timeout=WAIT_S)
 
 
-def test_browse_without_a_store_fails_cleanly(tmp_path):
-    db = tmp_path / "missing.db"
-    result = CliRunner().invoke(cli, ["browse", "--db", str(db)])
-    assert result.exit_code == 5
-    assert result.stderr == f"Error: no audit store at {db} (record a dump first, or pass --db)\n"
-    assert not db.exists()
-
-
 def test_browse_on_a_port_in_use_fails_cleanly(history):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

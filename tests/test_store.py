@@ -131,9 +131,12 @@ def test_store_that_is_not_sqlite_is_refused_and_left_alone(tmp_path, saved_dump
     assert db.read_text() == "my trading notes\n" * 100
 
 
-def test_missing_store_for_reading_commands(tmp_path):
+@pytest.mark.parametrize(
+    "command", [["snapshots"], ["show", "1"], ["diff", "last"], ["orders-sent"], ["browse", "--port", "0"]]
+)
+def test_missing_store_for_reading_commands(tmp_path, command):
     db = tmp_path / "nope.db"
-    result = CliRunner().invoke(cli, ["snapshots", "--db", str(db)])
+    result = CliRunner().invoke(cli, command + ["--db", str(db)])
     assert result.exit_code == 5
     assert result.stderr == f"Error: no audit store at {db} (record a dump first, or pass --db)\n"
     assert not db.exists()
