@@ -288,14 +288,20 @@ class Store:
 
     def orders_sent(self, limit: int | None = None) -> list[dict]:
         """Every order sent for execution, newest first, with its latest event and cancel status."""
-        rows = self.db.query("SELECT * FROM orders_sent ORDER BY intent_id DESC LIMIT ?", [limit or -1])
+        rows = self.query("SELECT * FROM orders_sent ORDER BY intent_id DESC LIMIT ?", [limit or -1])
         flags = ("simulated", "auto_cancel", "cancel_confirmed")
         return [{k: bool(v) if k in flags else v for k, v in row.items()} for row in rows]
 
     # --- reads --------------------------------------------------------------------------------
 
+    def query(self, sql: str, params=()) -> list[dict]:
+        """Rows as dicts over the plain connection: read commands need not import sqlite-utils."""
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
     def snapshot_row(self, snapshot_id: int) -> dict:
-        rows = list(self.db.query("SELECT * FROM snapshots WHERE id = ?", [snapshot_id]))
+        rows = self.query("SELECT * FROM snapshots WHERE id = ?", [snapshot_id])
         if not rows:
             raise BadInputError(f"no snapshot with id {snapshot_id}")
         return rows[0]
@@ -320,7 +326,7 @@ class Store:
         )
         return [
             {**row, "ok": bool(row["ok"]), "connected": bool(row["connected"]), "args": json.loads(row["args"])}
-            for row in self.db.query(sql, params + [limit])
+            for row in self.query(sql, params + [limit])
         ]
 
 
@@ -444,16 +450,13 @@ def parse_ref(ref: str) -> tuple[str, int]:
     return "last", int(match.group(1) or 0)
 
 
-def _successful(store: "Store", kind: str, args: str | None, before_id: int | None = None) -> list[dict]:
+def _successful(store: "Store", kind: str, args: str | None) -> list[dict]:
     sql = "SELECT * FROM snapshots WHERE ok = 1 AND kind = ?"
     params: list = [kind]
     if args is not None:
         sql += " AND args = ?"
         params.append(args)
-    if before_id is not None:
-        sql += " AND id < ?"
-        params.append(before_id)
-    return list(store.db.query(sql + " ORDER BY id DESC", params))
+    return store.query(sql + " ORDER BY id DESC", params)
 
 
 def resolve_refs(store: "Store", refs: list[str], kind: str | None) -> list[dict]:
@@ -467,7 +470,7 @@ def resolve_refs(store: "Store", refs: list[str], kind: str | None) -> list[dict
     if kind is None:
         kind = next(iter(rows_by_id.values()))["kind"] if rows_by_id else None
     if kind is None:
-        newest = list(store.db.query("SELECT kind FROM snapshots WHERE ok = 1 ORDER BY id DESC LIMIT 1"))
+        newest = store.query("SELECT kind FROM snapshots WHERE ok = 1 ORDER BY id DESC LIMIT 1")
         if not newest:
             raise BadInputError("the audit store has no successful snapshot yet")
         kind = newest[0]["kind"]
