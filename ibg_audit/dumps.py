@@ -50,6 +50,11 @@ def parse_since(text: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
+def now_iso() -> str:
+    """The current time as recorded in documents and audit rows: ISO-8601 UTC with milliseconds."""
+    return iso_utc(dt.datetime.now(dt.timezone.utc), millis=True)
+
+
 def iso_utc(value: dt.datetime, *, millis: bool = False) -> str:
     value = value.astimezone(dt.timezone.utc)
     if millis:
@@ -118,7 +123,7 @@ def envelope_for(kind, args, *, started, duration_ms, gateway, error: IbgAuditEr
         "ok": error is None,
         "snapshot_id": None,
         "started_at": iso_utc(started, millis=True),
-        "recorded_at": iso_utc(dt.datetime.now(dt.timezone.utc), millis=True),
+        "recorded_at": now_iso(),
         "duration_ms": duration_ms,
         "gateway": gateway,
         "error": error.to_json() if error else None,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from . import contracts
-from .dumps import TEARDOWN_S, envelope_for, finish, gateway_json, iso_utc
+from .dumps import TEARDOWN_S, envelope_for, finish, gateway_json, iso_utc, now_iso
 from .errors import (
     EXIT_BLOCKED_TRANSMIT,
     EXIT_CANCEL_UNCONFIRMED,
@@ -462,7 +462,7 @@ class _SmokeCall:
     def _intent(self, session: GatewaySession, order) -> dict:
         contract = self.contract
         return {
-            "created_at": _now_iso(),
+            "created_at": now_iso(),
             "host": self.endpoint.host,
             "port": self.endpoint.port,
             "client_id": session.client_id,
@@ -489,7 +489,7 @@ class _SmokeCall:
         perm_id = self.perm_id or clean_int(self.trade.order.permId) or None
         self._save(
             lambda: self.store.save_order_event(
-                self.intent_id, event, at=_now_iso(), status=status, perm_id=perm_id,
+                self.intent_id, event, at=now_iso(), status=status, perm_id=perm_id,
                 error_code=error_code, message=message,
             )
         )
@@ -562,7 +562,3 @@ def order_state_json(state) -> dict:
         "commissionCurrency": state.commissionCurrency or None,
         "warningText": state.warningText or None,
     }
-
-
-def _now_iso() -> str:
-    return iso_utc(dt.datetime.now(dt.timezone.utc), millis=True)
